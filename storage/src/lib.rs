@@ -1,5 +1,25 @@
-//! strata-storage: the `KvEngine` trait and Strata's engines.
+//! strata-storage: one `KvEngine` trait and Strata's engines behind it.
 //!
-//! Not yet built: the storage issue fills this crate (the trait, the LSM
-//! engine, the memory engine and the RocksDB adapter) and the B+tree issue
-//! adds the paged B+tree. It sits on `strata-wal` (the LSM engine's own log).
+//! * [`KvEngine`] — point get, atomic [`WriteBatch`] (with an optional tag: the
+//!   zxid in the server), ordered scans forward and reverse from a consistent
+//!   view, snapshots, flush, major compaction, `durable_seq` (the highest tag
+//!   on disk) and [`EngineStats`], from which write, read and space
+//!   amplification follow.
+//! * [`MemoryEngine`] — an ordered map behind a lock: the reference in tests
+//!   and ZooKeeper's classic in-memory mode.
+//!
+//! Every engine passes the same conformance suite (`tests/conformance.rs`):
+//! scripted scenarios and a model test against `BTreeMap`.
+
+mod batch;
+pub mod coding;
+mod engine;
+mod error;
+mod memory;
+mod stats;
+
+pub use batch::{BatchIter, BatchOp, WriteBatch};
+pub use engine::{KeyRange, KvEngine, KvIter, KvPair, KvSnapshot, Order, prefix_successor};
+pub use error::{Result, StorageError};
+pub use memory::MemoryEngine;
+pub use stats::{Counter, EngineStats};
