@@ -51,7 +51,6 @@ pub enum StorageError {
     },
 }
 
-#[allow(dead_code)] // used by the file-backed engines
 impl StorageError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> StorageError {
         StorageError::Io { context: context.into(), source: Arc::new(source) }
@@ -63,7 +62,6 @@ impl StorageError {
 }
 
 /// Adds a context to an `io::Result`.
-#[allow(dead_code)] // used by the file-backed engines
 pub(crate) trait IoContext<T> {
     fn context(self, f: impl FnOnce() -> String) -> Result<T>;
 }

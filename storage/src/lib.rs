@@ -5,6 +5,9 @@
 //!   view, snapshots, flush, major compaction, `durable_seq` (the highest tag
 //!   on disk) and [`EngineStats`], from which write, read and space
 //!   amplification follow.
+//! * [`LsmEngine`] — our log-structured merge-tree: memtable, SSTables with
+//!   bloom filters, leveled compaction, an optional log of its own (see
+//!   [`lsm`] for its structure and file formats).
 //! * [`MemoryEngine`] — an ordered map behind a lock: the reference in tests
 //!   and ZooKeeper's classic in-memory mode.
 //!
@@ -15,11 +18,14 @@ mod batch;
 pub mod coding;
 mod engine;
 mod error;
+mod fsutil;
+pub mod lsm;
 mod memory;
 mod stats;
 
 pub use batch::{BatchIter, BatchOp, WriteBatch};
 pub use engine::{KeyRange, KvEngine, KvIter, KvPair, KvSnapshot, Order, prefix_successor};
 pub use error::{Result, StorageError};
+pub use lsm::{LsmEngine, LsmOptions};
 pub use memory::MemoryEngine;
 pub use stats::{Counter, EngineStats};

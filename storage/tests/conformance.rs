@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use proptest::prelude::*;
-use strata_storage::{KeyRange, KvEngine, MemoryEngine, Order, WriteBatch};
+use strata_storage::lsm::SyncPolicy;
+use strata_storage::{KeyRange, KvEngine, LsmEngine, LsmOptions, MemoryEngine, Order, WriteBatch};
 
 /// How the suite opens one engine.
 pub trait Harness: Sync {
@@ -29,6 +30,39 @@ impl Harness for Memory {
     }
     fn persistent(&self) -> bool {
         false
+    }
+}
+
+/// The LSM engine with settings small enough that the suite's data spans
+/// several flushes, levels and compactions.
+struct Lsm {
+    log: Option<SyncPolicy>,
+}
+
+impl Lsm {
+    fn options(&self) -> LsmOptions {
+        LsmOptions {
+            memtable_bytes: 64 << 10,
+            block_bytes: 1024,
+            block_cache_bytes: 1 << 20,
+            l1_bytes: 256 << 10,
+            target_file_bytes: 64 << 10,
+            l0_compaction_trigger: 2,
+            l0_slowdown_trigger: 6,
+            l0_stop_trigger: 10,
+            log: self.log,
+            log_segment_bytes: 1 << 20,
+            ..LsmOptions::default()
+        }
+    }
+}
+
+impl Harness for Lsm {
+    fn open(&self, dir: &Path) -> Arc<dyn KvEngine> {
+        Arc::new(LsmEngine::open(dir, self.options()).unwrap())
+    }
+    fn persistent(&self) -> bool {
+        true
     }
 }
 
@@ -380,3 +414,5 @@ macro_rules! conformance {
 }
 
 conformance!(memory, Memory);
+conformance!(lsm_logged, Lsm { log: Some(SyncPolicy::Never) });
+conformance!(lsm_unlogged, Lsm { log: None });

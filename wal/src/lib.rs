@@ -84,7 +84,7 @@ pub mod format;
 mod options;
 mod prepare;
 mod recovery;
-mod scan;
+pub mod scan;
 mod segment;
 mod shared;
 mod stats;

@@ -37,6 +37,8 @@ struct State {
     ready: Option<(File, PathBuf)>,
     /// The writer asked for a file.
     wanted: bool,
+    /// A file is being prepared.
+    busy: bool,
     shutdown: bool,
 }
 
@@ -68,10 +70,11 @@ impl SegmentPreparer {
         Ok(SegmentPreparer { inner, thread: Some(thread) })
     }
 
-    /// Asks for the next file to be prepared.
+    /// Asks for the next file to be prepared (a no-op while one is ready or
+    /// being prepared).
     pub(crate) fn request(&self) {
         let mut s = self.inner.state.lock();
-        if s.ready.is_none() {
+        if s.ready.is_none() && !s.wanted && !s.busy {
             s.wanted = true;
             self.inner.signal.notify_one();
         }
@@ -109,10 +112,14 @@ fn run(inner: &Inner, dir: &Path, bytes: u64) {
                 return;
             }
             s.wanted = false;
+            s.busy = true;
         }
         let path = dir.join(prepared_name(n));
-        match prepare(inner, &path, bytes) {
-            Ok(Some(file)) => inner.state.lock().ready = Some((file, path)),
+        let result = prepare(inner, &path, bytes);
+        let mut s = inner.state.lock();
+        s.busy = false;
+        match result {
+            Ok(Some(file)) => s.ready = Some((file, path)),
             Ok(None) => return,
             Err(e) => {
                 // Rolls fall back to fallocate; the failure is only a warning.

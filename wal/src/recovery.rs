@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::error::{IoContext, Result, WalError};
 use crate::format::{SegmentHeader, parse_segment_file_name};
 use crate::options::WalOptions;
-use crate::scan::{Stop, nonzero_end, scan_segment};
+use crate::scan::{Stop, nonzero_end, scan_records};
 use crate::segment::{Segment, create_segment, remove_segment, sync_dir, zero_range};
 
 /// A stretch of a segment that recovery discarded.
@@ -169,7 +169,8 @@ pub(crate) fn recover(dir: &Path, opts: &WalOptions) -> Result<Recovered> {
         }
 
         let bytes = fs::read(&f.path).context(|| format!("reading {}", f.path.display()))?;
-        let scan = scan_segment(&bytes, f.header.prev_crc, opts.max_record_bytes, newest);
+        let scan =
+            scan_records(&bytes, crate::format::SEGMENT_HEADER_LEN, f.header.prev_crc, opts.max_record_bytes, newest);
         let file = OpenOptions::new()
             .read(true)
             .write(true)

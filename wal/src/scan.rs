@@ -10,30 +10,28 @@
 //! checksum, or two consecutive records that verify against each other (a
 //! 1-in-2^32 accident for garbage).
 
-use crate::format::{
-    Decoded, FrameError, FrameHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, decode_record, record_crc,
-};
+use crate::format::{Decoded, FrameError, FrameHeader, RECORD_HEADER_LEN, decode_record, record_crc};
 
 /// Bytes of checksumming the tail search may spend before it gives up and
 /// treats the tail as corrupt (the safe side: nothing is thrown away).
 const TAIL_SEARCH_BUDGET: usize = 256 << 20;
 
-/// What scanning the records of one segment found.
+/// What scanning a run of records found.
 #[derive(Debug, Clone)]
-pub(crate) struct SegmentScan {
-    /// Byte offset of every verified record, in index order.
+pub struct RecordScan {
+    /// Byte offset of every verified record, in order.
     pub offsets: Vec<u32>,
     /// Offset just past the last verified record.
     pub end: u64,
-    /// Chained checksum of the last verified record (the header's seed if none).
+    /// Chained checksum of the last verified record (the seed if none).
     pub last_crc: u32,
     /// Why the scan stopped.
     pub stop: Stop,
 }
 
-/// Why the scan of a segment stopped.
+/// Why a scan stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Stop {
+pub enum Stop {
     /// Zero-filled space or the end of the file: the segment ends cleanly.
     Clean,
     /// A record at `offset` failed to decode.
@@ -49,16 +47,18 @@ pub(crate) enum Stop {
 }
 
 /// Where the non-zero bytes of `bytes` end (0 if all are zero).
-pub(crate) fn nonzero_end(bytes: &[u8]) -> usize {
+pub fn nonzero_end(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)
 }
 
-/// Scans the records of a segment held in `bytes` (the whole file, header
-/// included), chained from `seed`. With `search_tail`, a stop is examined for
-/// valid data after it (needed only for the newest segment).
-pub(crate) fn scan_segment(bytes: &[u8], seed: u32, max_len: u32, search_tail: bool) -> SegmentScan {
+/// Scans the records framed back to back in `bytes` from offset `start`,
+/// chained from `seed`. With `search_tail`, a stop is examined for valid data
+/// after it (needed only at the end of a log: its newest segment, or a
+/// manifest). Other logs of records (the LSM manifest) reuse this framing and
+/// its torn-tail rule.
+pub fn scan_records(bytes: &[u8], start: usize, seed: u32, max_len: u32, search_tail: bool) -> RecordScan {
     let mut offsets = Vec::new();
-    let mut at = SEGMENT_HEADER_LEN;
+    let mut at = start;
     let mut crc = seed;
     loop {
         match decode_record(&bytes[at.min(bytes.len())..], crc, max_len) {
@@ -74,19 +74,17 @@ pub(crate) fn scan_segment(bytes: &[u8], seed: u32, max_len: u32, search_tail: b
                     Stop::Damaged {
                         offset: at as u64,
                         error: FrameError::ZeroHeader,
-                        valid_data_follows: valid_data_after(bytes, at, None, max_len),
+                        valid_data_follows: valid_data_after(bytes, at, &[], max_len),
                     }
                 } else {
                     Stop::Clean
                 };
-                return SegmentScan { offsets, end: at as u64, last_crc: crc, stop };
+                return RecordScan { offsets, end: at as u64, last_crc: crc, stop };
             }
             Err(error) => {
-                let valid_data_follows = search_tail && {
-                    let hint = (bytes.len() >= at + RECORD_HEADER_LEN).then(|| FrameHeader::read(&bytes[at..]).crc);
-                    valid_data_after(bytes, at, hint, max_len)
-                };
-                return SegmentScan {
+                let valid_data_follows =
+                    search_tail && valid_data_after(bytes, at, &seeds_after(bytes, at, crc, max_len), max_len);
+                return RecordScan {
                     offsets,
                     end: at as u64,
                     last_crc: crc,
@@ -97,11 +95,27 @@ pub(crate) fn scan_segment(bytes: &[u8], seed: u32, max_len: u32, search_tail: b
     }
 }
 
+/// The checksums the record after a damaged one at `at` may chain from: the
+/// damaged record's stored checksum (intact unless the damage hit it) and the
+/// checksum of its bytes as they are (right when only the stored checksum
+/// was hit).
+fn seeds_after(bytes: &[u8], at: usize, seed: u32, max_len: u32) -> Vec<u32> {
+    let Some(rest) = bytes.get(at..).filter(|r| r.len() >= RECORD_HEADER_LEN) else {
+        return Vec::new();
+    };
+    let h = FrameHeader::read(rest);
+    let mut seeds = vec![h.crc];
+    if h.len <= max_len && h.frame_len() <= rest.len() {
+        seeds.push(record_crc(seed, h.kind, &rest[RECORD_HEADER_LEN..h.frame_len()]));
+    }
+    seeds
+}
+
 /// Whether a verified record starts anywhere after `from`: one that chains
-/// from `hint` (the stored checksum of the failed record), or two that chain
-/// to each other. When the search exceeds its budget it answers `true`, so
-/// that undecidable damage is reported rather than cut off.
-fn valid_data_after(bytes: &[u8], from: usize, hint: Option<u32>, max_len: u32) -> bool {
+/// from one of `seeds`, or two that chain to each other. When the search
+/// exceeds its budget it answers `true`, so that undecidable damage is
+/// reported rather than cut off.
+fn valid_data_after(bytes: &[u8], from: usize, seeds: &[u32], max_len: u32) -> bool {
     let mut budget = TAIL_SEARCH_BUDGET;
     let mut pos = from + 1;
     // A frame header has a non-zero kind byte at +8, so only positions 8 bytes
@@ -116,7 +130,7 @@ fn valid_data_after(bytes: &[u8], from: usize, hint: Option<u32>, max_len: u32) 
             let h = FrameHeader::read(candidate);
             if h.len <= max_len && h.frame_len() <= candidate.len() {
                 let payload = &candidate[RECORD_HEADER_LEN..h.frame_len()];
-                if let Some(seed) = hint {
+                for &seed in seeds {
                     budget = budget.saturating_sub(payload.len());
                     if record_crc(seed, h.kind, payload) == h.crc {
                         return true;
@@ -162,7 +176,7 @@ mod tests {
     #[test]
     fn clean_segment() {
         let (b, offs) = segment(&[b"a", b"bb", b"ccc"], 4096);
-        let s = scan_segment(&b, 7, 1024, true);
+        let s = scan_records(&b, crate::format::SEGMENT_HEADER_LEN, 7, 1024, true);
         assert_eq!(s.stop, Stop::Clean);
         assert_eq!(s.offsets.iter().map(|&o| o as usize).collect::<Vec<_>>(), offs);
     }
@@ -175,7 +189,7 @@ mod tests {
         for x in &mut b[last + 12..last + 17] {
             *x = 0;
         }
-        let s = scan_segment(&b, 7, 1024, true);
+        let s = scan_records(&b, crate::format::SEGMENT_HEADER_LEN, 7, 1024, true);
         assert_eq!(s.offsets.len(), 2);
         assert!(matches!(s.stop, Stop::Damaged { valid_data_follows: false, .. }));
     }
@@ -186,7 +200,7 @@ mod tests {
         // Payload flip in the middle record: the next record chains from its
         // stored checksum.
         b[offs[1] + RECORD_HEADER_LEN] ^= 1;
-        let s = scan_segment(&b, 7, 1024, true);
+        let s = scan_records(&b, crate::format::SEGMENT_HEADER_LEN, 7, 1024, true);
         assert_eq!(s.offsets.len(), 1);
         assert!(matches!(s.stop, Stop::Damaged { valid_data_follows: true, .. }));
 
@@ -195,7 +209,7 @@ mod tests {
         for x in &mut b[offs[1]..offs[2]] {
             *x = 0;
         }
-        let s = scan_segment(&b, 7, 1024, true);
+        let s = scan_records(&b, crate::format::SEGMENT_HEADER_LEN, 7, 1024, true);
         assert_eq!(s.offsets.len(), 1);
         assert!(matches!(s.stop, Stop::Damaged { valid_data_follows: true, .. }));
     }

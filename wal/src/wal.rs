@@ -245,6 +245,12 @@ impl Wal {
         self.shared.last_index.load(Ordering::Acquire)
     }
 
+    /// Bytes of records and headers the log's segments hold (what purging
+    /// would free; preallocated space past the records is not counted).
+    pub fn retained_bytes(&self) -> u64 {
+        self.shared.table.read().iter().map(|s| s.end).sum()
+    }
+
     /// Index of the last record known to be on disk.
     pub fn durable_index(&self) -> u64 {
         self.shared.durable_index.load(Ordering::Acquire)

@@ -94,7 +94,6 @@ impl Writer {
             Self::active_from(seg)?
         };
         let preparer = SegmentPreparer::start(&dir, shared.opts.preallocate_bytes)?;
-        preparer.request();
         let (notifier, acks) = mpsc::channel::<Vec<(Arc<Completion>, u64)>>();
         let notifier_thread = std::thread::Builder::new()
             .name("strata-wal-notifier".into())
@@ -281,6 +280,11 @@ impl Writer {
         self.shared.stats.batch(self.run.records, self.run.payload_bytes, len);
         self.unsynced_bytes += len as usize;
         self.oldest_unsynced.get_or_insert_with(Instant::now);
+        // Prepare the next segment once this one is half full: early enough
+        // to be ready, late enough that short-lived logs never pay for it.
+        if end > self.shared.opts.segment_bytes / 2 {
+            self.preparer.request();
+        }
 
         let items = std::mem::take(&mut self.run.items);
         if self.shared.opts.sync_policy.acknowledges_after_sync() {
@@ -364,7 +368,6 @@ impl Writer {
     fn start_segment(&mut self, header: SegmentHeader, replace_all: bool) -> Result<()> {
         let prepared = self.preparer.take();
         let (path, file) = create_segment(&self.dir, header, self.shared.opts.preallocate_bytes, prepared)?;
-        self.preparer.request();
         self.shared.stats.other_bytes(SEGMENT_HEADER_LEN as u64);
         let segment = Segment {
             path,
