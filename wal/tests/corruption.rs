@@ -192,7 +192,10 @@ fn zeroed_ranges() {
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.write_all_at(&vec![0u8; len as usize], from).unwrap();
         drop(f);
-        open_damaged(d.path(), n, true);
+        // Zeros over the whole tail of the newest segment are a log that
+        // ended earlier: nothing can tell them from one, so no report is owed.
+        let whole_tail = s + 1 == segs.len() && from + len == end;
+        open_damaged(d.path(), n, !whole_tail);
     }
 }
 
