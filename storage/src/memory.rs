@@ -23,8 +23,11 @@ use crate::stats::{Counter, EngineStats};
 
 type Map = OrdMap<Bytes, Bytes>;
 
-/// Pairs a scan copies out of the map per step.
-const SCAN_CHUNK: usize = 256;
+/// Pairs a scan copies out of the map in its first step; each later step
+/// copies twice as many, up to `MAX_SCAN_CHUNK`, so that short scans copy
+/// little and long ones seek rarely.
+const FIRST_SCAN_CHUNK: usize = 16;
+const MAX_SCAN_CHUNK: usize = 4096;
 
 /// An ordered map behind a lock; nothing is persisted.
 #[derive(Debug, Default)]
@@ -134,22 +137,25 @@ struct MapScan {
     range: KeyRange,
     order: Order,
     buffered: VecDeque<KvPair>,
+    chunk: usize,
     done: bool,
 }
 
 impl MapScan {
     fn new(map: Map, range: KeyRange, order: Order) -> MapScan {
-        MapScan { map, range, order, buffered: VecDeque::new(), done: false }
+        MapScan { map, range, order, buffered: VecDeque::new(), chunk: FIRST_SCAN_CHUNK, done: false }
     }
 
     fn fill(&mut self) {
         let bounds: (Bound<&[u8]>, Bound<&[u8]>) = self.range.as_bounds();
         let it = self.map.range::<_, [u8]>(bounds);
+        let n = self.chunk;
+        self.chunk = (n * 2).min(MAX_SCAN_CHUNK);
         let chunk: Vec<KvPair> = match self.order {
-            Order::Forward => it.take(SCAN_CHUNK).map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
-            Order::Reverse => it.rev().take(SCAN_CHUNK).map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+            Order::Forward => it.take(n).map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+            Order::Reverse => it.rev().take(n).map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
         };
-        self.done = chunk.len() < SCAN_CHUNK;
+        self.done = chunk.len() < n;
         if let Some((last, _)) = chunk.last() {
             match self.order {
                 Order::Forward => self.range.start = Bound::Excluded(last.clone()),

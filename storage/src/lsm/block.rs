@@ -5,7 +5,7 @@
 //! entry   = shared varint | unshared varint | value_len varint | key[shared..] | value
 //! ```
 //!
-//! Every `RESTART_INTERVAL`-th entry stores its whole key (`shared` = 0) and
+//! Every `restart_interval`-th entry stores its whole key (`shared` = 0) and
 //! its offset is listed as a restart point, so a lookup binary-searches the
 //! restart points and then decodes at most one interval. Keys are internal
 //! keys, ordered by [`super::key::compare`].
@@ -17,12 +17,16 @@ use std::sync::Arc;
 use crate::coding::{get_len, put_varint, read_u32};
 use crate::lsm::key;
 
-/// Entries between two restart points.
-pub(crate) const RESTART_INTERVAL: usize = 16;
+/// Entries between two restart points of a data block.
+pub(crate) const DATA_RESTART_INTERVAL: usize = 16;
+/// Index blocks make every entry a restart point: a lookup is then a pure
+/// binary search (RocksDB's index_block_restart_interval = 1).
+pub(crate) const INDEX_RESTART_INTERVAL: usize = 1;
 
 /// Accumulates sorted entries into one block.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct BlockBuilder {
+    restart_interval: usize,
     buf: Vec<u8>,
     restarts: Vec<u32>,
     since_restart: usize,
@@ -31,13 +35,20 @@ pub(crate) struct BlockBuilder {
 }
 
 impl BlockBuilder {
-    pub(crate) fn new() -> BlockBuilder {
-        BlockBuilder::default()
+    pub(crate) fn new(restart_interval: usize) -> BlockBuilder {
+        BlockBuilder {
+            restart_interval,
+            buf: Vec::new(),
+            restarts: Vec::new(),
+            since_restart: 0,
+            last_key: Vec::new(),
+            entries: 0,
+        }
     }
 
     /// Adds an entry; keys must arrive in increasing internal order.
     pub(crate) fn add(&mut self, ikey: &[u8], value: &[u8]) {
-        let shared = if self.since_restart < RESTART_INTERVAL && self.entries > 0 {
+        let shared = if self.since_restart < self.restart_interval && self.entries > 0 {
             self.last_key.iter().zip(ikey).take_while(|(a, b)| a == b).count()
         } else {
             self.restarts.push(u32::try_from(self.buf.len()).expect("blocks stay below 4 GiB"));
@@ -314,7 +325,7 @@ mod tests {
     use crate::lsm::key::{Kind, encode};
 
     fn build(n: u64) -> (Arc<Block>, Vec<Vec<u8>>) {
-        let mut b = BlockBuilder::new();
+        let mut b = BlockBuilder::new(DATA_RESTART_INTERVAL);
         let keys: Vec<Vec<u8>> = (0..n).map(|i| encode(format!("key{:05}", i * 2).as_bytes(), 7, Kind::Put)).collect();
         for (i, k) in keys.iter().enumerate() {
             b.add(k, format!("value{i}").as_bytes());
@@ -373,7 +384,7 @@ mod tests {
     #[test]
     fn empty_and_malformed_blocks() {
         let mut out = Vec::new();
-        BlockBuilder::new().finish_into(&mut out);
+        BlockBuilder::new(DATA_RESTART_INTERVAL).finish_into(&mut out);
         let mut it = BlockIter::new(Arc::new(Block::new(out).unwrap()));
         it.seek_to_first();
         assert!(!it.valid());

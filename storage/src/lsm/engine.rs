@@ -216,6 +216,12 @@ impl Inner {
                 if !stopped {
                     self.counters.stops.add(1);
                     stopped = true;
+                    tracing::info!(
+                        dir = %self.dir.display(),
+                        l0_files = l0,
+                        immutable_memtables = sv.imms.len(),
+                        "writes stopped until background flushes and compactions catch up"
+                    );
                 }
                 let mut bg = self.bg.lock();
                 bg.compaction_wanted = true;

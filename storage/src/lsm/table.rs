@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use crate::coding::{get_len, get_varint, put_varint, read_u32, read_u64};
 use crate::error::{IoContext, Result, StorageError};
-use crate::lsm::block::{Block, BlockBuilder, BlockIter};
+use crate::lsm::block::{Block, BlockBuilder, BlockIter, DATA_RESTART_INTERVAL, INDEX_RESTART_INTERVAL};
 use crate::lsm::bloom;
 use crate::lsm::cache::ReadCtx;
 use crate::lsm::iter::{Dir, InternalIterator};
@@ -163,8 +163,8 @@ impl TableWriter {
             opts,
             out: Vec::with_capacity(1 << 20),
             flushed: 0,
-            data: BlockBuilder::new(),
-            index: BlockBuilder::new(),
+            data: BlockBuilder::new(DATA_RESTART_INTERVAL),
+            index: BlockBuilder::new(INDEX_RESTART_INTERVAL),
             scratch: Vec::new(),
             hashes: Vec::new(),
             last_user: None,
