@@ -7,6 +7,8 @@
 //!   amplification follow.
 //! * [`MemoryEngine`] — an ordered map behind a lock: the reference in tests
 //!   and ZooKeeper's classic in-memory mode.
+//! * `RocksEngine` (cargo feature `rocksdb`) — RocksDB, linked from the
+//!   system's librocksdb and configured like our LSM, for comparisons.
 //!
 //! Every engine passes the same conformance suite (`tests/conformance.rs`):
 //! scripted scenarios and a model test against `BTreeMap`.
@@ -16,10 +18,14 @@ pub mod coding;
 mod engine;
 mod error;
 mod memory;
+#[cfg(feature = "rocksdb")]
+mod rocks;
 mod stats;
 
 pub use batch::{BatchIter, BatchOp, WriteBatch};
 pub use engine::{KeyRange, KvEngine, KvIter, KvPair, KvSnapshot, Order, prefix_successor};
 pub use error::{Result, StorageError};
 pub use memory::MemoryEngine;
+#[cfg(feature = "rocksdb")]
+pub use rocks::{RocksEngine, RocksOptions};
 pub use stats::{Counter, EngineStats};
