@@ -79,12 +79,12 @@ pub fn open_engine(name: &str, dir: &Path, shape: &Shape) -> Arc<dyn KvEngine> {
             strata_storage::RocksEngine::open(
                 dir,
                 strata_storage::RocksOptions {
-                    memtable_bytes: shape.memtable_bytes,
+                    memtable_bytes: shape.memtable_bytes as u64,
                     block_cache_bytes: shape.block_cache_bytes,
                     l1_bytes: shape.l1_bytes,
-                    level_ratio: shape.level_ratio as i32 as _,
+                    level_ratio: u32::try_from(shape.level_ratio).expect("a small level ratio"),
                     target_file_bytes: shape.target_file_bytes,
-                    bloom_bits_per_key: shape.bloom_bits_per_key as _,
+                    bloom_bits_per_key: shape.bloom_bits_per_key,
                     sync_writes: shape.sync_writes,
                     ..strata_storage::RocksOptions::default()
                 },

@@ -10,6 +10,8 @@
 //!   [`lsm`] for its structure and file formats).
 //! * [`MemoryEngine`] — an ordered map behind a lock: the reference in tests
 //!   and ZooKeeper's classic in-memory mode.
+//! * `RocksEngine` (cargo feature `rocksdb`) — RocksDB, linked from the
+//!   system's librocksdb and configured like our LSM, for comparisons.
 //!
 //! Every engine passes the same conformance suite (`tests/conformance.rs`):
 //! scripted scenarios and a model test against `BTreeMap`.
@@ -21,6 +23,8 @@ mod error;
 mod fsutil;
 pub mod lsm;
 mod memory;
+#[cfg(feature = "rocksdb")]
+mod rocks;
 mod stats;
 
 pub use batch::{BatchIter, BatchOp, WriteBatch};
@@ -28,4 +32,6 @@ pub use engine::{KeyRange, KvEngine, KvIter, KvPair, KvSnapshot, Order, prefix_s
 pub use error::{Result, StorageError};
 pub use lsm::{LsmEngine, LsmOptions};
 pub use memory::MemoryEngine;
+#[cfg(feature = "rocksdb")]
+pub use rocks::{RocksEngine, RocksOptions};
 pub use stats::{Counter, EngineStats};

@@ -416,3 +416,28 @@ macro_rules! conformance {
 conformance!(memory, Memory);
 conformance!(lsm_logged, Lsm { log: Some(SyncPolicy::Never) });
 conformance!(lsm_unlogged, Lsm { log: None });
+
+/// RocksDB with a 1 MiB memtable and small levels, so that the suite's few
+/// megabytes go through flushes and compactions.
+#[cfg(feature = "rocksdb")]
+struct RocksHarness;
+
+#[cfg(feature = "rocksdb")]
+impl Harness for RocksHarness {
+    fn open(&self, dir: &Path) -> Arc<dyn KvEngine> {
+        let options = strata_storage::RocksOptions {
+            memtable_bytes: 1 << 20,
+            block_cache_bytes: 8 << 20,
+            l1_bytes: 2 << 20,
+            target_file_bytes: 512 << 10,
+            ..Default::default()
+        };
+        Arc::new(strata_storage::RocksEngine::open(dir, options).unwrap())
+    }
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(feature = "rocksdb")]
+conformance!(rocksdb, RocksHarness);
