@@ -23,6 +23,9 @@ use strata_storage::{EngineStats, KvEngine, WriteBatch};
 const BATCH: usize = 1000;
 const GETS: u64 = 10_000;
 
+/// Write amplification by cause, printed after the table.
+static BREAKDOWN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 fn write(e: &dyn KvEngine, keys: impl Iterator<Item = u64>, round: u64) {
     let keys: Vec<u64> = keys.collect();
     for chunk in keys.chunks(BATCH) {
@@ -61,6 +64,15 @@ fn read_amp(e: &dyn KvEngine, n: u64, rng: &mut StdRng) -> f64 {
 }
 
 fn line(engine: &str, phase: &str, s: &EngineStats, read_amp: f64, live: u64) {
+    let per_user = |b: u64| b as f64 / s.user_bytes_written.max(1) as f64;
+    let levels: Vec<String> = s.compaction_bytes_written.iter().map(|&b| format!("{:.2}", per_user(b))).collect();
+    BREAKDOWN.lock().expect("lock").push(format!(
+        "{engine:<8} {phase:<18} log {:.2} + flush {:.2} + compaction by output level [{}] + other {:.2}",
+        per_user(s.log_bytes_written),
+        per_user(s.flush_bytes_written),
+        levels.join(", "),
+        per_user(s.other_bytes_written)
+    ));
     println!(
         "{engine:<8} {phase:<18} {:>7.2} {:>7.3} {:>7.2}  {:>10.1} {:>10.1}  {:?}",
         s.write_amplification(),
@@ -97,12 +109,19 @@ fn main() {
         let e = open_engine(engine, dir.path(), &shape);
         let mut keys: Vec<u64> = (0..n).collect();
         keys.shuffle(&mut StdRng::seed_from_u64(1));
+        let started = Instant::now();
         write(&*e, keys.into_iter(), 0);
         let mut rng = StdRng::seed_from_u64(2);
         let overwrites: Vec<u64> = (0..n).map(|_| rng.gen_range(0..n)).collect();
         write(&*e, overwrites.into_iter(), 1);
+        let wrote = started.elapsed();
         e.flush().expect("flush");
         settle(&*e);
+        eprintln!(
+            "{engine}: writes took {:.1} s, settled after {:.1} s",
+            wrote.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
         let live = e.live_bytes().expect("live bytes");
         let ra = read_amp(&*e, n, &mut rng);
         line(engine, "fillrandom+overwr.", &e.stats(), ra, live);
@@ -110,5 +129,9 @@ fn main() {
         settle(&*e);
         let ra = read_amp(&*e, n, &mut rng);
         line(engine, "major compaction", &e.stats(), ra, live);
+    }
+    println!("\nwrite amplification by cause (bytes written per user byte):");
+    for l in BREAKDOWN.lock().expect("lock").iter() {
+        println!("{l}");
     }
 }

@@ -132,7 +132,7 @@ fn compaction_loop(inner: Arc<Inner>) {
             }
             let picked = {
                 let vs = inner.versions.lock();
-                compaction::pick(&vs.current, &inner.opts, &vs.compact_pointer)
+                compaction::pick(&vs.current, &inner.opts)
             };
             let Some(c) = picked else { break };
             if let Err(e) = compaction::run(&inner, c) {

@@ -3,8 +3,8 @@
 //! Leveled, as in LevelDB and RocksDB. Level 0's score is its file count over
 //! the trigger; level n's is its size over its budget. The level with the
 //! highest score of at least 1 is compacted: all of level 0 (its files
-//! overlap) or one file of level n (round robin over the key space), with the
-//! overlapping files of the next level. A level-n file that overlaps nothing
+//! overlap) or the one file of level n that overlaps the fewest bytes of the
+//! next level per byte of its own, with those overlapping files. A level-n file that overlaps nothing
 //! below simply moves down.
 //!
 //! Merging keeps the newest version of each key only: every reader pins the
@@ -50,7 +50,7 @@ fn user_span(files: &[Arc<FileMeta>]) -> Option<(Vec<u8>, Vec<u8>)> {
 }
 
 /// The most urgent compaction, if any level is over its budget.
-pub(crate) fn pick(v: &Version, opts: &LsmOptions, pointers: &[Vec<u8>]) -> Option<Compaction> {
+pub(crate) fn pick(v: &Version, opts: &LsmOptions) -> Option<Compaction> {
     let last = v.levels.len() - 1;
     let mut best: Option<(f64, usize)> = None;
     for level in 0..last {
@@ -67,11 +67,15 @@ pub(crate) fn pick(v: &Version, opts: &LsmOptions, pointers: &[Vec<u8>]) -> Opti
     let inputs = if level == 0 {
         v.levels[0].clone()
     } else {
-        let files = &v.levels[level];
-        let after = pointers.get(level).filter(|p| !p.is_empty());
-        let pick = after
-            .and_then(|p| files.iter().find(|f| key::compare(&f.spec.smallest, p).is_gt()))
-            .or_else(|| files.first())?;
+        // The file that rewrites the fewest bytes of the next level per byte
+        // it moves down (RocksDB's kMinOverlappingRatio): the cheapest way
+        // to bring the level under budget.
+        let overlap_ratio = |f: &Arc<FileMeta>| {
+            let below: u64 =
+                v.overlapping(level + 1, f.smallest_user(), f.largest_user()).iter().map(|g| g.spec.size).sum();
+            below as f64 / f.spec.size.max(1) as f64
+        };
+        let pick = v.levels[level].iter().min_by(|a, b| overlap_ratio(a).total_cmp(&overlap_ratio(b)))?;
         vec![pick.clone()]
     };
     let (lo, hi) = user_span(&inputs)?;
@@ -113,9 +117,6 @@ pub(crate) fn run(inner: &Inner, c: Compaction) -> Result<()> {
         let outputs = merge_into_tables(inner, MergeIter::new(children, Dir::Forward), &bottommost)?;
         inner.counters.compaction_bytes[output_level].add(outputs.iter().map(|s| s.size).sum());
         edit.added.extend(outputs.into_iter().map(|s| (output_level, s)));
-    }
-    if let Some(largest) = c.inputs.iter().map(|f| &f.spec.largest).max_by(|a, b| key::compare(a, b)) {
-        inner.versions.lock().compact_pointer[c.level] = largest.clone();
     }
     inner.apply_edit(&mut edit, |_| {})
 }

@@ -46,9 +46,6 @@ pub(crate) struct VersionSet {
     pub last_seq: u64,
     pub log_start: u64,
     pub flushed_tag: u64,
-    /// Per level, the largest key of the last compaction's inputs (round
-    /// robin over a level's key space).
-    pub compact_pointer: Vec<Vec<u8>>,
 }
 
 /// Publishes sequence numbers to readers strictly in order.
@@ -247,7 +244,11 @@ impl Inner {
         }
         let mut imms = vec![cur.mem.clone()];
         imms.extend(cur.imms.iter().cloned());
-        *cur = Arc::new(SuperVersion { mem: Arc::new(Memtable::new()), imms, version: cur.version.clone() });
+        *cur = Arc::new(SuperVersion {
+            mem: Arc::new(Memtable::new(self.opts.memtable_bytes)),
+            imms,
+            version: cur.version.clone(),
+        });
         drop(cur);
         self.bg_cv.notify_all();
     }

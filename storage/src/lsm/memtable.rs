@@ -1,80 +1,21 @@
-//! The memtable: a concurrent skiplist of internal keys.
+//! The memtable: an arena skiplist of internal keys (see `skiplist`).
 //!
-//! Each entry keeps its internal key and value in one allocation. Readers
-//! never lock: they see entries with sequence numbers up to their read
+//! Readers never lock: they see entries with sequence numbers up to their read
 //! sequence, and the write path publishes a batch's sequence numbers only once
 //! the whole batch is in.
 
-use std::cmp::Ordering;
-use std::collections::VecDeque;
-use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
-
-use bytes::Bytes;
-use crossbeam_skiplist::SkipMap;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use crate::error::Result;
 use crate::lsm::iter::{Dir, InternalIterator};
 use crate::lsm::key::{self, Kind};
-
-/// Per-entry bookkeeping of the skiplist, counted against the memtable size.
-const ENTRY_OVERHEAD: usize = 64;
-/// Entries a memtable iterator copies (as cheap handles) per step.
-const CHUNK: usize = 64;
-
-/// An internal key and its value in one buffer, ordered by the internal key.
-#[derive(Clone, Debug)]
-pub(crate) struct MemEntry {
-    data: Bytes,
-    key_len: u32,
-}
-
-impl MemEntry {
-    fn new(user: &[u8], seq: u64, kind: Kind, value: &[u8]) -> MemEntry {
-        let mut data = Vec::with_capacity(user.len() + key::TRAILER_LEN + value.len());
-        key::encode_into(&mut data, user, seq, kind);
-        let key_len = data.len() as u32;
-        data.extend_from_slice(value);
-        MemEntry { data: Bytes::from(data), key_len }
-    }
-
-    fn probe(ikey: Vec<u8>) -> MemEntry {
-        let key_len = ikey.len() as u32;
-        MemEntry { data: Bytes::from(ikey), key_len }
-    }
-
-    pub(crate) fn key(&self) -> &[u8] {
-        &self.data[..self.key_len as usize]
-    }
-
-    pub(crate) fn value(&self) -> &[u8] {
-        &self.data[self.key_len as usize..]
-    }
-}
-
-impl PartialEq for MemEntry {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for MemEntry {}
-impl PartialOrd for MemEntry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for MemEntry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        key::compare(self.key(), other.key())
-    }
-}
+use crate::lsm::skiplist::{NodeRef, SkipList};
 
 /// One memtable.
 #[derive(Debug)]
 pub(crate) struct Memtable {
-    map: SkipMap<MemEntry, ()>,
-    bytes: AtomicUsize,
+    list: SkipList,
     /// Highest sequence number inserted.
     max_seq: AtomicU64,
     /// Highest batch tag inserted (0 if none).
@@ -84,10 +25,10 @@ pub(crate) struct Memtable {
 }
 
 impl Memtable {
-    pub(crate) fn new() -> Memtable {
+    /// A memtable that will be switched out at about `budget` bytes.
+    pub(crate) fn new(budget: usize) -> Memtable {
         Memtable {
-            map: SkipMap::new(),
-            bytes: AtomicUsize::new(0),
+            list: SkipList::new(key::compare, budget),
             max_seq: AtomicU64::new(0),
             max_tag: AtomicU64::new(0),
             last_log_index: AtomicU64::new(0),
@@ -95,10 +36,9 @@ impl Memtable {
     }
 
     pub(crate) fn insert(&self, user: &[u8], seq: u64, kind: Kind, value: &[u8]) {
-        let e = MemEntry::new(user, seq, kind, value);
-        self.bytes.fetch_add(e.data.len() + ENTRY_OVERHEAD, AtomicOrdering::Relaxed);
+        let trailer = key::pack(seq, kind as u8).to_le_bytes();
+        self.list.insert(&[user, &trailer], value);
         self.max_seq.fetch_max(seq, AtomicOrdering::Relaxed);
-        self.map.insert(e, ());
     }
 
     /// Records what a batch inserted beyond its entries.
@@ -111,12 +51,13 @@ impl Memtable {
         }
     }
 
+    /// Memory the memtable holds (its arena).
     pub(crate) fn approximate_bytes(&self) -> usize {
-        self.bytes.load(AtomicOrdering::Relaxed)
+        self.list.allocated_bytes()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.list.len() == 0
     }
 
     pub(crate) fn max_seq(&self) -> u64 {
@@ -134,93 +75,63 @@ impl Memtable {
     /// The newest version of `user` visible at `read_seq`, if this memtable
     /// has one.
     pub(crate) fn get(&self, user: &[u8], read_seq: u64) -> Option<(Kind, Vec<u8>)> {
-        let probe = MemEntry::probe(key::seek_key(user, read_seq));
-        let entry = self.map.lower_bound(Bound::Included(&probe))?;
-        let e = entry.key();
-        if key::user_key(e.key()) != user {
+        let node = self.list.seek(&key::seek_key(user, read_seq))?;
+        let k = self.list.key(node);
+        if key::user_key(k) != user {
             return None;
         }
-        let kind = Kind::from_u8(key::kind_byte(e.key())).expect("memtable entries have known kinds");
-        Some((kind, e.value().to_vec()))
+        let kind = Kind::from_u8(key::kind_byte(k)).expect("memtable entries have known kinds");
+        Some((kind, self.list.value(node).to_vec()))
     }
 
     /// Visits every entry in order (for a flush).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
-        for entry in self.map.iter() {
-            let e = entry.key();
-            f(e.key(), e.value())?;
+        let mut n = self.list.first();
+        while let Some(node) = n {
+            f(self.list.key(node), self.list.value(node))?;
+            n = self.list.next_node(node);
         }
         Ok(())
     }
 
     /// An iterator from `target` in `dir` (see [`InternalIterator`]).
     pub(crate) fn iter(self: &Arc<Self>, dir: Dir, target: Option<&[u8]>) -> MemIter {
-        let bound = match target {
-            None => Bound::Unbounded,
-            Some(t) => Bound::Included(MemEntry::probe(t.to_vec())),
+        let node = match (dir, target) {
+            (Dir::Forward, None) => self.list.first(),
+            (Dir::Forward, Some(t)) => self.list.seek(t),
+            (Dir::Reverse, None) => self.list.last(),
+            (Dir::Reverse, Some(t)) => self.list.seek_for_prev(t),
         };
-        let mut it = MemIter { mem: self.clone(), dir, bound, buffered: VecDeque::new(), exhausted: false };
-        it.fill();
-        it
+        MemIter { mem: self.clone(), dir, node }
     }
 }
 
-/// Walks a memtable a chunk at a time (a skiplist iterator borrows the map,
-/// so the chunk holds cheap handles to entries instead).
+/// A cursor over a memtable; it keeps the memtable alive.
 pub(crate) struct MemIter {
     mem: Arc<Memtable>,
     dir: Dir,
-    /// Where the next chunk starts.
-    bound: Bound<MemEntry>,
-    buffered: VecDeque<MemEntry>,
-    exhausted: bool,
-}
-
-impl MemIter {
-    fn fill(&mut self) {
-        let chunk: Vec<MemEntry> = match self.dir {
-            Dir::Forward => self
-                .mem
-                .map
-                .range((self.bound.clone(), Bound::Unbounded))
-                .take(CHUNK)
-                .map(|e| e.key().clone())
-                .collect(),
-            Dir::Reverse => self
-                .mem
-                .map
-                .range((Bound::Unbounded, self.bound.clone()))
-                .rev()
-                .take(CHUNK)
-                .map(|e| e.key().clone())
-                .collect(),
-        };
-        self.exhausted = chunk.len() < CHUNK;
-        if let Some(last) = chunk.last() {
-            self.bound = Bound::Excluded(last.clone());
-        }
-        self.buffered.extend(chunk);
-    }
+    node: Option<NodeRef>,
 }
 
 impl InternalIterator for MemIter {
     fn valid(&self) -> bool {
-        !self.buffered.is_empty()
+        self.node.is_some()
     }
 
     fn key(&self) -> &[u8] {
-        self.buffered[0].key()
+        self.mem.list.key(self.node.expect("valid"))
     }
 
     fn value(&self) -> &[u8] {
-        self.buffered[0].value()
+        self.mem.list.value(self.node.expect("valid"))
     }
 
     fn advance(&mut self) {
-        self.buffered.pop_front();
-        if self.buffered.is_empty() && !self.exhausted {
-            self.fill();
-        }
+        let node = self.node.expect("valid");
+        self.node = match self.dir {
+            Dir::Forward => self.mem.list.next_node(node),
+            Dir::Reverse => self.mem.list.prev_node(node),
+        };
     }
 
     fn status(&self) -> Result<()> {
@@ -231,10 +142,11 @@ impl InternalIterator for MemIter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Ordering;
 
     #[test]
     fn versions_and_iteration() {
-        let m = Arc::new(Memtable::new());
+        let m = Arc::new(Memtable::new(1 << 20));
         for i in 0..200u64 {
             m.insert(format!("k{:04}", i % 100).as_bytes(), i + 1, Kind::Put, format!("v{i}").as_bytes());
         }

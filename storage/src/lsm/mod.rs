@@ -46,6 +46,7 @@ mod levels;
 pub(crate) mod manifest;
 pub(crate) mod memtable;
 mod open;
+mod skiplist;
 pub(crate) mod table;
 pub(crate) mod version;
 
@@ -102,8 +103,10 @@ impl Default for LsmOptions {
             bloom_bits_per_key: 10,
             zstd_level: None,
             l0_compaction_trigger: 4,
-            l0_slowdown_trigger: 8,
-            l0_stop_trigger: 12,
+            // RocksDB's defaults: a deeper level 0 batches more data into each
+            // level-1 compaction, which lowers write amplification.
+            l0_slowdown_trigger: 20,
+            l0_stop_trigger: 36,
             l1_bytes: 256 << 20,
             level_ratio: 10,
             target_file_bytes: 64 << 20,

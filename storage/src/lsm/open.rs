@@ -118,7 +118,7 @@ pub(crate) fn open(dir: &Path, opts: LsmOptions) -> Result<LsmEngine> {
 
     let mut durable_tag = state.flushed_tag;
     let mut imms: Vec<Arc<Memtable>> = Vec::new();
-    let mut mem = Arc::new(Memtable::new());
+    let mut mem = Arc::new(Memtable::new(opts.memtable_bytes));
     let log = match opts.log {
         Some(policy) => {
             let wal = Wal::open(
@@ -160,7 +160,7 @@ pub(crate) fn open(dir: &Path, opts: LsmOptions) -> Result<LsmEngine> {
                 // What the log holds after recovery is on disk.
                 durable_tag = durable_tag.max(batch.tag().unwrap_or(0));
                 if mem.approximate_bytes() >= opts.memtable_bytes {
-                    imms.insert(0, std::mem::replace(&mut mem, Arc::new(Memtable::new())));
+                    imms.insert(0, std::mem::replace(&mut mem, Arc::new(Memtable::new(opts.memtable_bytes))));
                 }
             }
             Some(wal)
@@ -205,7 +205,6 @@ pub(crate) fn open(dir: &Path, opts: LsmOptions) -> Result<LsmEngine> {
             last_seq: state.last_seq,
             log_start: state.log_start,
             flushed_tag: state.flushed_tag,
-            compact_pointer: vec![Vec::new(); opts.levels],
         }),
         bg: Mutex::new(BgState { compaction_wanted: true, ..BgState::default() }),
         bg_cv: Condvar::new(),
