@@ -272,8 +272,8 @@ impl SkipList {
             *h.add(1) = value.len() as u32;
             *h.add(2) = height as u32;
             *h.add(3) = 0;
-            for level in 0..height {
-                let at = match NonNull::new(prevs[level]) {
+            for (level, prev) in prevs.iter().enumerate().take(height) {
+                let at = match NonNull::new(*prev) {
                     None => Tower::Head,
                     Some(n) => Tower::Node(n),
                 };
