@@ -45,9 +45,10 @@
 //! Indexes are dense: the k-th record of a segment has index `first_index + k`.
 //! Segments are preallocated ([`WalOptions::preallocate_bytes`], 64 MiB by
 //! default, ZooKeeper's preAllocSize), so that an `fdatasync` writes data, not
-//! a new file size: a background thread zero-fills the next segment while the
-//! current one fills up, and where no such file is ready the log falls back to
-//! `fallocate` (see the `prepare` module for why both). A segment grows by
+//! a new file size: a new log's first segment is written out with zeros, a
+//! background thread zero-fills the next segment while the current one fills
+//! up, and where no such file is ready the log falls back to `fallocate` (see
+//! the `prepare` module for why both). A segment grows by
 //! further `fallocate` steps if a write would pass its end. The unwritten rest
 //! of a segment reads as zeros, and an all-zero frame header marks the end of
 //! the records.

@@ -114,7 +114,9 @@ pub(crate) fn recover(dir: &Path, opts: &WalOptions) -> Result<Recovered> {
 
     if found.is_empty() {
         let header = SegmentHeader { first_index: opts.first_index, generation: 1, prev_crc: 0 };
-        let (path, file) = create_segment(dir, header, opts.preallocate_bytes, None)?;
+        // A new log has time to write its first segment out in full, which the
+        // writer thread would not have on a roll.
+        let (path, file) = create_segment(dir, header, opts.preallocate_bytes, None, true)?;
         report.created = true;
         report.segments = 1;
         let segment = Segment {

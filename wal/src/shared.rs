@@ -84,7 +84,11 @@ impl Shared {
     }
 
     /// Queues `op`, assigning indexes; the caller has checked for room.
-    pub(crate) fn push(&self, q: &mut QueueState, op: Op) -> Result<(u64, Arc<Completion>)> {
+    /// `wake` says whether to wake the background writer to process it;
+    /// `None`: unless it is alone in the queue (its appender will then try to
+    /// process it itself). Returns the first index, the completion, and
+    /// whether the op was alone.
+    pub(crate) fn push(&self, q: &mut QueueState, op: Op, wake: Option<bool>) -> Result<(u64, Arc<Completion>, bool)> {
         if q.shutdown {
             return Err(WalError::Closed);
         }
@@ -111,17 +115,24 @@ impl Shared {
         let completion = Completion::new();
         q.items.push_back(Item { op, first_index: first, completion: completion.clone() });
         q.queued_bytes += bytes;
-        self.work.notify_one();
-        Ok((first, completion))
+        let alone = q.items.len() == 1;
+        if wake.unwrap_or(!alone) {
+            self.work.notify_one();
+        }
+        Ok((first, completion, alone))
     }
 
     /// Queues `op`, blocking while the queue is full.
-    pub(crate) fn push_blocking(&self, op: Op) -> Result<(u64, Arc<Completion>)> {
+    pub(crate) fn push_blocking(&self, op: Op, wake: Option<bool>) -> Result<(u64, Arc<Completion>, bool)> {
         let bytes = op.queued_bytes();
         let mut q = self.queue.lock();
         while !self.has_room(&q, bytes) && !q.shutdown && q.poisoned.is_none() {
+            // What fills the queue may have been queued without waking the
+            // background writer (its appender meant to write it later): a
+            // full queue must be drained, so wake it.
+            self.work.notify_one();
             self.space.wait(&mut q);
         }
-        self.push(&mut q, op)
+        self.push(&mut q, op, wake)
     }
 }

@@ -21,7 +21,7 @@ use crate::recovery::{RecoveryReport, recover};
 use crate::segment::Segment;
 use crate::shared::{Op, QueueState, Shared};
 use crate::stats::{StatsCollector, WalStats};
-use crate::writer::Writer;
+use crate::writer::{self, Writer};
 
 /// Bytes read at a time by [`Entries`].
 const READ_CHUNK: u64 = 1 << 20;
@@ -45,7 +45,8 @@ pub struct Entry {
 #[derive(Debug)]
 pub struct Wal {
     shared: Arc<Shared>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    writer: Arc<Mutex<Writer>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     report: RecoveryReport,
     dir: PathBuf,
     /// Held (flock) while the log is open.
@@ -58,6 +59,40 @@ pub struct Wal {
 pub struct Pending {
     indexes: RangeInclusive<u64>,
     completion: CompletionFuture,
+    /// Lets a blocking wait do the writing itself if the writer is free.
+    leader: Option<Leader>,
+    /// Whether the records were alone in the queue when queued.
+    alone: bool,
+}
+
+/// Access to the writer for flat combining.
+#[derive(Debug, Clone)]
+struct Leader {
+    writer: Arc<Mutex<Writer>>,
+    shared: Arc<Shared>,
+}
+
+impl Leader {
+    /// Drains the queue on this thread if no one else holds the writer; the
+    /// holder, if there is one, drains what was queued before it lets go.
+    fn lead(&self) {
+        loop {
+            match self.writer.try_lock() {
+                Some(mut w) => w.drain(),
+                None => {
+                    // The holder may be past its last look at the queue: make
+                    // sure the background writer looks again.
+                    self.shared.work.notify_one();
+                    return;
+                }
+            }
+            // Released: anything queued meanwhile whose appender found the
+            // writer busy is ours to take, unless someone else takes it.
+            if self.shared.queue.lock().items.is_empty() {
+                return;
+            }
+        }
+    }
 }
 
 impl Pending {
@@ -66,15 +101,34 @@ impl Pending {
         self.indexes.clone()
     }
 
-    /// Blocks until the append is acknowledged under the sync policy.
-    pub fn wait(self) -> Result<RangeInclusive<u64>> {
-        self.completion.0.wait().map(|_| self.indexes)
+    /// Blocks until the append is acknowledged under the sync policy (doing
+    /// the write and fdatasync on this thread if no one else is at it).
+    pub fn wait(mut self) -> Result<RangeInclusive<u64>> {
+        if let Some(leader) = self.leader.take() {
+            leader.lead();
+        }
+        self.completion.0.wait().map(|_| self.indexes.clone())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // Queued without waking the background writer and never waited for:
+        // wake it, so the records do not wait for the next append.
+        if let Some(leader) = self.leader.take() {
+            leader.shared.work.notify_one();
+        }
     }
 }
 
 impl Future for Pending {
     type Output = Result<RangeInclusive<u64>>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // A task must not write on its thread: hand the records to the
+        // background writer.
+        if let Some(leader) = self.leader.take() {
+            leader.shared.work.notify_one();
+        }
         let indexes = self.indexes.clone();
         Pin::new(&mut self.completion).poll(cx).map(|r| r.map(|_| indexes))
     }
@@ -110,12 +164,15 @@ impl Wal {
             last_index: AtomicU64::new(last),
             durable_index: AtomicU64::new(last),
         });
-        let writer = Writer::new(shared.clone(), dir.clone(), recovered.generation)?;
-        let handle = std::thread::Builder::new()
-            .name("strata-wal-writer".into())
-            .spawn(move || writer.run())
-            .map_err(|e| WalError::io("starting the log writer thread", e))?;
-        Ok(Wal { shared, writer: Mutex::new(Some(handle)), report: recovered.report, dir, _lock: lock })
+        let writer = Arc::new(Mutex::new(Writer::new(shared.clone(), dir.clone(), recovered.generation)?));
+        let handle = {
+            let (writer, shared) = (writer.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name("strata-wal-writer".into())
+                .spawn(move || writer::background(writer, shared))
+                .map_err(|e| WalError::io("starting the log writer thread", e))?
+        };
+        Ok(Wal { shared, writer, thread: Mutex::new(Some(handle)), report: recovered.report, dir, _lock: lock })
     }
 
     /// What opening the log found and repaired.
@@ -158,24 +215,50 @@ impl Wal {
     }
 
     /// Appends records with consecutive indexes, acknowledged together.
+    ///
+    /// An appender that finds the queue otherwise empty writes and syncs on
+    /// its own thread (no hand-off to add to its latency); when others are
+    /// queued too, the background writer batches them all.
     pub fn append_batch(&self, records: Vec<(u8, Vec<u8>)>) -> Result<RangeInclusive<u64>> {
-        self.submit(records)?.wait()
+        let mut pending = self.enqueue(records, None)?;
+        if !pending.alone {
+            // Others are queued: the background writer (woken by the queue)
+            // batches them all.
+            pending.leader = None;
+        }
+        pending.wait()
     }
 
     /// Queues records (blocking only while the queue is full) and returns
     /// without waiting for them to be written: the caller learns their indexes
-    /// at once and waits for the acknowledgement later.
+    /// at once and waits for the acknowledgement later, so it can queue while
+    /// holding a lock of its own and wait outside it. Records alone in the
+    /// queue are written by [`Pending::wait`] on the caller's thread (or by
+    /// the background writer once the `Pending` is dropped unwaited).
     pub fn submit(&self, records: Vec<(u8, Vec<u8>)>) -> Result<Pending> {
+        self.enqueue(records, None)
+    }
+
+    /// Queues records. `wake`: whether to wake the background writer; `None`
+    /// wakes it unless the records are alone in the queue (their appender
+    /// will then write them itself).
+    fn enqueue(&self, records: Vec<(u8, Vec<u8>)>, wake: Option<bool>) -> Result<Pending> {
         let n = records.len() as u64;
+        let leader = Some(Leader { writer: self.writer.clone(), shared: self.shared.clone() });
         if n == 0 {
             let next = self.last_index() + 1;
             let done = Completion::new();
             done.complete(Ok(next - 1));
-            return Ok(Pending { indexes: next..=next - 1, completion: CompletionFuture(done) });
+            return Ok(Pending {
+                indexes: next..=next - 1,
+                completion: CompletionFuture(done),
+                leader: None,
+                alone: false,
+            });
         }
         let op = self.append_op(records)?;
-        let (first, completion) = self.shared.push_blocking(op)?;
-        Ok(Pending { indexes: first..=first + n - 1, completion: CompletionFuture(completion) })
+        let (first, completion, alone) = self.shared.push_blocking(op, wake)?;
+        Ok(Pending { indexes: first..=first + n - 1, completion: CompletionFuture(completion), leader, alone })
     }
 
     /// Appends one record without blocking a thread; resolves to its index
@@ -200,7 +283,8 @@ impl Wal {
     }
 
     fn control(&self, op: Op) -> Result<u64> {
-        let (_, completion) = self.shared.push_blocking(op)?;
+        let (_, completion, _) = self.shared.push_blocking(op, Some(false))?;
+        Leader { writer: self.writer.clone(), shared: self.shared.clone() }.lead();
         completion.wait()
     }
 
@@ -300,7 +384,7 @@ impl Wal {
         }
         self.shared.work.notify_all();
         self.shared.space.notify_all();
-        if let Some(handle) = self.writer.lock().take() {
+        if let Some(handle) = self.thread.lock().take() {
             let _ = handle.join();
         }
     }
@@ -435,14 +519,17 @@ impl Future for AppendFuture {
                     let n = *n;
                     let mut q = this.shared.queue.lock();
                     if !this.shared.has_room(&q, op.queued_bytes()) && !q.shutdown && q.poisoned.is_none() {
+                        this.shared.work.notify_one();
                         q.space_waiters.push(cx.waker().clone());
                         return Poll::Pending;
                     }
                     let op = std::mem::replace(op, Op::Sync);
-                    this.state = match this.shared.push(&mut q, op) {
-                        Ok((first, completion)) => AsyncState::Queued(Pending {
+                    this.state = match this.shared.push(&mut q, op, Some(true)) {
+                        Ok((first, completion, _)) => AsyncState::Queued(Pending {
                             indexes: first..=first + n - 1,
                             completion: CompletionFuture(completion),
+                            leader: None,
+                            alone: false,
                         }),
                         Err(e) => AsyncState::Failed(Some(e)),
                     };

@@ -1,11 +1,15 @@
-//! The writer thread: group commit.
+//! The writer: group commit.
 //!
-//! Appenders put items in a bounded queue and wait. The one writer takes
-//! everything queued, encodes it into one buffer, writes it with one `pwrite`
-//! and covers it with one fdatasync, then completes every append of the batch
-//! at once. Control operations (sync, truncate, reset, purge) travel through
-//! the same queue, so they take effect in the order they were asked for and
-//! every file mutation happens on this one thread.
+//! Appenders put items in a bounded queue. Whoever holds the one `Writer`
+//! takes everything queued, encodes it into one buffer, writes it with one
+//! `pwrite` and covers it with one fdatasync, then completes every append of
+//! the batch at once. The holder is a blocking appender that finds the writer
+//! free (flat combining: a lone appender does its own I/O, with no thread
+//! hand-off on its latency), or else the background thread, which serves
+//! async appenders and timed syncs and picks up whatever a busy holder left.
+//! Control operations (sync, truncate, reset, purge) travel through the same
+//! queue, so they take effect in the order they were asked for, and every file
+//! mutation happens under the writer's lock.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -86,6 +90,12 @@ pub(crate) struct Writer {
 /// them over would add a thread wake-up to a lone appender's latency.
 const INLINE_ACKS: usize = 2;
 
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("next_index", &self.active.next_index).finish_non_exhaustive()
+    }
+}
+
 impl Writer {
     pub(crate) fn new(shared: Arc<Shared>, dir: PathBuf, generation: u64) -> Result<Writer> {
         let active = {
@@ -135,25 +145,38 @@ impl Writer {
         })
     }
 
-    /// The writer's loop; returns when the log is closed and drained.
-    pub(crate) fn run(mut self) {
+    /// Processes everything queued, until the queue is empty, syncing as the
+    /// policy says. Whoever holds the writer runs this: the background
+    /// thread, or a blocking appender that found the writer free.
+    pub(crate) fn drain(&mut self) {
         loop {
-            let (items, shutdown) = self.next_items();
-            let idle = items.is_empty();
-            if !idle {
+            let items = self.take_items();
+            if !items.is_empty() {
                 if let Err(failed) = self.process(items) {
                     self.fail(failed);
                 }
             }
             let queue_empty = self.shared.queue.lock().items.is_empty();
-            if let Err(e) = self.sync_if_due(queue_empty || shutdown) {
+            if let Err(e) = self.sync_if_due(queue_empty) {
                 self.fail((Failure::Fatal(e), VecDeque::new()));
             }
-            if shutdown && idle {
-                break;
+            if queue_empty {
+                return;
             }
         }
-        // A clean close leaves everything written on disk, whatever the policy.
+    }
+
+    /// Syncs what a timer-driven policy (`Interval`) owes.
+    pub(crate) fn sync_if_interval_due(&mut self) {
+        if let Err(e) = self.sync_if_due(false) {
+            self.fail((Failure::Fatal(e), VecDeque::new()));
+        }
+    }
+
+    /// Drains, syncs everything whatever the policy (a clean close), and
+    /// stops the notifier.
+    pub(crate) fn finish(&mut self) {
+        self.drain();
         if let Err(e) = self.sync_now() {
             self.fail((Failure::Fatal(e), VecDeque::new()));
         }
@@ -165,20 +188,11 @@ impl Writer {
         }
     }
 
-    /// Waits for queued work (or a due interval sync) and takes all of it.
-    fn next_items(&mut self) -> (VecDeque<Item>, bool) {
+    /// Takes everything queued and lets waiting appenders in.
+    fn take_items(&mut self) -> VecDeque<Item> {
         let mut q = self.shared.queue.lock();
-        if q.items.is_empty() && !q.shutdown {
-            match self.interval_deadline() {
-                Some(deadline) => {
-                    self.shared.work.wait_until(&mut q, deadline);
-                }
-                None => self.shared.work.wait(&mut q),
-            }
-        }
         let items = std::mem::take(&mut q.items);
         q.queued_bytes = 0;
-        let shutdown = q.shutdown;
         if !items.is_empty() {
             let waiters = std::mem::take(&mut q.space_waiters);
             drop(q);
@@ -187,10 +201,11 @@ impl Writer {
                 w.wake();
             }
         }
-        (items, shutdown)
+        items
     }
 
-    fn interval_deadline(&self) -> Option<Instant> {
+    /// When a timer-driven sync is next due.
+    pub(crate) fn interval_deadline(&self) -> Option<Instant> {
         match self.shared.opts.sync_policy {
             SyncPolicy::Interval(d) if self.unsynced_bytes > 0 => Some(self.last_sync + d),
             _ => None,
@@ -367,7 +382,7 @@ impl Writer {
     /// new segment replaces every other (a reset).
     fn start_segment(&mut self, header: SegmentHeader, replace_all: bool) -> Result<()> {
         let prepared = self.preparer.take();
-        let (path, file) = create_segment(&self.dir, header, self.shared.opts.preallocate_bytes, prepared)?;
+        let (path, file) = create_segment(&self.dir, header, self.shared.opts.preallocate_bytes, prepared, false)?;
         self.shared.stats.other_bytes(SEGMENT_HEADER_LEN as u64);
         let segment = Segment {
             path,
@@ -512,5 +527,32 @@ impl Writer {
         for c in waiting {
             c.complete(Err(err.clone()));
         }
+    }
+}
+
+/// The background thread: drains when woken by an async appender, syncs on
+/// the interval timer, and finishes on close.
+pub(crate) fn background(writer: Arc<parking_lot::Mutex<Writer>>, shared: Arc<Shared>) {
+    loop {
+        let deadline = writer.lock().interval_deadline();
+        let shutdown = {
+            let mut q = shared.queue.lock();
+            if q.items.is_empty() && !q.shutdown {
+                match deadline {
+                    Some(d) => {
+                        shared.work.wait_until(&mut q, d);
+                    }
+                    None => shared.work.wait(&mut q),
+                }
+            }
+            q.shutdown
+        };
+        let mut w = writer.lock();
+        if shutdown {
+            w.finish();
+            return;
+        }
+        w.drain();
+        w.sync_if_interval_due();
     }
 }

@@ -282,3 +282,22 @@ fn full_disk_child(dir: &std::path::Path) {
     let wal = Wal::open(dir, WalOptions::default()).unwrap();
     assert_eq!(wal.last_index(), written + 1);
 }
+
+/// Records queued by `submit` are written whether the caller waits, awaits,
+/// or drops the `Pending`.
+#[test]
+fn submitted_records_are_written_however_they_are_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), small()).unwrap();
+    let p = wal.submit(vec![(1, b"waited".to_vec())]).unwrap();
+    assert_eq!(p.wait().unwrap(), 1..=1);
+    let p = wal.submit(vec![(1, b"awaited".to_vec())]).unwrap();
+    assert_eq!(block_on(p).unwrap(), 2..=2);
+    drop(wal.submit(vec![(1, b"dropped".to_vec())]).unwrap());
+    let started = std::time::Instant::now();
+    while wal.durable_index() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(10), "a dropped submission was never written");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(wal.get(3).unwrap().unwrap().payload, b"dropped");
+}
